@@ -1,0 +1,1 @@
+"""Face detection, alignment, AU estimation and the synthetic face generator."""

@@ -84,7 +84,6 @@ class TrainConfig:
     ckpt_every: int = 500  # iterations between checkpoints
     keep_last: int = 3  # checkpoints kept on disk
     max_bad_steps: int = 5  # consecutive non-finite losses before the run stops
-    num_workers: int = 0  # DataLoader worker processes
     amp: str = "auto"  # 'auto' (bf16 on CUDA), 'bf16' or 'none'
 
 

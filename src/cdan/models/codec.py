@@ -167,6 +167,14 @@ class CDAN(nn.Module):
         mods = (self.encoder, self.decoder1, self.decoder2, self.quant_conv, self.post_quant_conv)
         return [p for m in mods for p in m.parameters()]
 
+    def official_unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters the official forward never uses (Up.conv1, decoder2.l1_up, decoder2.color_out)."""
+        unused = [m.conv1 for m in self.modules() if isinstance(m, Up) and hasattr(m, "conv1")]
+        for name in ("l1_up", "color_out"):
+            if hasattr(self.decoder2, name):
+                unused.append(getattr(self.decoder2, name))
+        return list({id(p): p for m in unused for p in m.parameters()}.values())
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [N,3,R,R] -> latent after quant_conv [N,e,R/8,R/8]."""
         return self.quant_conv(self.encoder(x))

@@ -1,0 +1,157 @@
+"""`cdan train --data DATASET --out RUNS`: learn the codec with the official objective.
+
+The official `main.py` flags are accepted as aliases (`--images_dir --pkl_dir --save_check --save_rec
+--batch_size --image_size --epochs --learning_rate --au --num_iters --mode train|rec`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+NAME = "train"
+HELP = "train CDAN on a prepared dataset (CPU, one GPU, or many GPUs with torchrun)"
+ORDER = 20
+DESCRIPTION = (
+    "Train CDAN. Multi-GPU: torchrun --nproc_per_node N -m cdan train ... "
+    "Official main.py flags are accepted as aliases."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data", "--images_dir", dest="data", help="dataset folder (cdan layout, or crops + legacy pickle)"
+    )
+    p.add_argument(
+        "--pkl", "--pkl_dir", dest="pkl", default=None, help="legacy AU pickle for a folder of crops"
+    )
+    p.add_argument(
+        "--out", "--save_check", dest="out", default="runs", help="parent folder of numbered run directories"
+    )
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue this run directory exactly")
+    p.add_argument(
+        "--preset", default="paper", choices=["paper", "small", "tiny"], help="network and defaults"
+    )
+    p.add_argument("--steps", type=int, default=None, help="total iterations (overrides epochs)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (official: 100)")
+    p.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=int,
+        default=None,
+        help="images per step per process",
+    )
+    p.add_argument(
+        "--lr", "--learning_rate", dest="lr", type=float, default=None, help="Adam learning rate for G and D"
+    )
+    p.add_argument(
+        "--num-iters",
+        "--num_iters",
+        dest="num_iters",
+        type=int,
+        default=None,
+        help="a G step every N iterations",
+    )
+    p.add_argument(
+        "--image-size",
+        "--image_size",
+        dest="image_size",
+        type=int,
+        default=None,
+        help="network resolution (paper: 112)",
+    )
+    p.add_argument(
+        "--au", type=int, default=None, help="number of AUs (official flag: 6 or 17); must match the data"
+    )
+    p.add_argument(
+        "--perceptual", choices=["lpips", "none"], default=None, help="reconstruction perceptual term"
+    )
+    p.add_argument(
+        "--lpips-weights",
+        default=None,
+        help="torchvision vgg16-397923af.pth for LPIPS (else torch hub cache)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any config override, repeatable (e.g. loss.tv_weight=1e-4)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--mode",
+        choices=["train", "rec"],
+        default="train",
+        help="official alias: rec reconstructs --images_dir",
+    )
+    p.add_argument("--save_rec", default=None, help="official alias: output folder for --mode rec")  # fmt: skip
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from ..config import _merge, parse_dotted
+
+    o: dict = {"model": {}, "loss": {}, "train": {}}
+    for key, section, name in [
+        ("steps", "train", "steps"), ("epochs", "train", "epochs"), ("batch_size", "train", "batch_size"),
+        ("lr", "train", "lr"), ("num_iters", "train", "num_iters"), ("seed", "train", "seed"),
+        ("image_size", "model", "resolution"), ("perceptual", "loss", "perceptual"),
+    ]:  # fmt: skip
+        value = getattr(args, key)
+        if value is not None:
+            o[section][name] = value
+    if args.epochs is not None and args.steps is None:
+        o["train"]["steps"] = 0  # epochs given: let them count
+    return _merge(o, parse_dotted(args.set))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import get_config
+    from ..errors import CdanError
+    from ..train.trainer import TrainOptions, run_training
+
+    if args.mode == "rec":  # official: main.py --mode rec --images_dir D --save_check CKPT --save_rec OUT
+        from ..infer import reconstruct
+        from ..models.checkpoint import load_model
+        from ..utils import resolve_device
+
+        if not (args.data and args.save_rec):
+            raise CdanError("--mode rec needs --images_dir DIR, --save_check CHECKPOINT and --save_rec OUT")
+        device = resolve_device(args.device)
+        summary = reconstruct(
+            load_model(args.out, map_location=device), args.data, args.save_rec, device=device
+        )
+        print(json.dumps(summary, default=str) if args.json else f"wrote reconstructions to {args.save_rec}")
+        return 0
+    if args.resume:
+        summary = run_training(None, TrainOptions(device=args.device, progress=not args.no_progress), None,
+                               Path(args.resume), steps_override=args.steps)  # fmt: skip
+    else:
+        if not args.data:
+            raise CdanError("--data DATASET is required (or --resume RUN)")
+        over = _overrides(args)
+        from ..data import load_dataset
+
+        index = load_dataset(args.data, pkl=args.pkl)
+        over["model"].setdefault("aus", list(index.aus))
+        if args.au is not None and args.au != len(index.aus):
+            raise CdanError(
+                f"--au {args.au} but the dataset has {len(index.aus)} AUs ({','.join(index.aus)})"
+            )
+        cfg = get_config(args.preset, over)
+        opts = TrainOptions(data=str(args.data), pkl=args.pkl, device=args.device,
+                            lpips_weights=args.lpips_weights, progress=not args.no_progress)  # fmt: skip
+        summary = run_training(cfg, opts, Path(args.out), None)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        pass
+    elif args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['status']}: {summary['run']} at step {summary['step']}/{summary['total_steps']}")
+    return 0 if summary["status"] != "diverged" else 1

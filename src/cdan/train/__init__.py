@@ -1,0 +1,1 @@
+"""Training: the official objective (losses.py), the loop (trainer.py), DDP helpers (distributed.py)."""

@@ -18,7 +18,8 @@ def norm(channels: int, groups: int) -> nn.GroupNorm:
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(x)
+    """x * sigmoid(x), computed by the fused SiLU kernel (one pass instead of two)."""
+    return F.silu(x)
 
 
 class ResBlock(nn.Module):

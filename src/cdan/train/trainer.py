@@ -198,6 +198,7 @@ class Trainer:
         )
         self._stop = False
         self.tb = None
+        self.always_build_graph = False  # benchmarks only: build G's graph on D-only iterations too
 
     # ------------------------------------------------------------------------------------------- run dir
     @classmethod
@@ -324,7 +325,7 @@ class Trainer:
         """One iteration: a D step, and a G step when step % num_iters == 0. None if the loss was non-finite."""
         g_step = self.step % self.cfg.train.num_iters == 0
         self.model.train()
-        with self._autocast(), torch.set_grad_enabled(g_step):
+        with self._autocast(), torch.set_grad_enabled(g_step or self.always_build_graph):
             out = self.g_forward(x)  # no graph on D-only iterations
         # D phase
         for p in self.d_params:

@@ -108,6 +108,7 @@ class TrainOptions:
     lpips_weights: str | None = None  # torchvision VGG16 weights for LPIPS
     progress: bool = True  # tqdm bar on stderr
     tensorboard: bool = True  # write TensorBoard events when installed
+    time_limit: float | None = None  # seconds of training after which the run saves and stops ("time limit")
     extra: dict = field(default_factory=dict)
 
 
@@ -386,6 +387,7 @@ class Trainer:
             self.save_checkpoint()  # step 0: the "first checkpoint" the demo compares against
             self.save_samples()
         batches = self._batches()
+        limit, t_start = self.opts.time_limit, time.perf_counter()
         try:
             while self.step < end:
                 x, au = next(batches)
@@ -426,11 +428,12 @@ class Trainer:
                     bar.update(1)
                 if self.step % t.sample_every == 0 and self.dist.is_main:
                     self.save_samples()
-                stop = broadcast_flag(self._stop, self.dist, self.device)
+                out_of_time = limit is not None and time.perf_counter() - t_start > limit
+                stop = broadcast_flag(self._stop or out_of_time, self.dist, self.device)
                 if self.step % t.ckpt_every == 0 or stop:
                     self.save_checkpoint()
                 if stop:
-                    status = "interrupted"
+                    status = "time limit" if out_of_time and not self._stop else "interrupted"
                     break
         finally:
             if bar is not None:

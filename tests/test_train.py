@@ -214,3 +214,25 @@ def test_ddp_two_processes_on_cpu(stripes, tmp_path):
     assert diff.mean().item() < 1e-5, diff.mean().item()
     changed = max((a[k] - c).abs().max().item() for k, c in cdan.build_model("tiny").state_dict().items())
     assert changed > 1e-3  # and they did train
+
+
+def test_au_discriminator_beats_the_mean_predictor_on_held_out_faces(tmp_path):
+    from cdan.data import FaceAUDataset
+    from cdan.faces.synth import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "data", 400, seed=0)
+    cfg = get_config(
+        "tiny", {"train": {"steps": 300, "batch_size": 16, "ckpt_every": 10**6, "sample_every": 10**6}}
+    )
+    tr = Trainer.create(
+        cfg, TrainOptions(data=str(tmp_path / "data"), progress=False, tensorboard=False), tmp_path
+    )
+    test = FaceAUDataset(tr.index.test, size=56)
+    x = torch.stack([test[i]["image"] for i in range(len(test))])
+    au = torch.stack([test[i]["au"] for i in range(len(test))])
+    mean_au = torch.stack([tr.train_set[i]["au"] for i in range(len(tr.train_set))]).mean(0)
+    baseline = ((au - mean_au) ** 2).mean().item()
+    tr.fit()
+    with torch.no_grad():
+        err = ((tr.model.AU_dis(x) - au) ** 2).mean().item()
+    assert err < 0.9 * baseline, (err, baseline)

@@ -42,8 +42,9 @@ def find_backbone_weights(net: str = "vgg", weights_path: str | os.PathLike | No
     p = torch_hub_checkpoints() / BACKBONE_FILES[net]
     if not p.is_file():
         raise MissingWeightsError(
-            f"LPIPS-{net} needs the torchvision ImageNet weights {BACKBONE_FILES[net]}: put it at {p} "
-            f"or pass its path (--lpips-weights), or choose --perceptual none"
+            f"LPIPS-{net} needs the torchvision ImageNet weights {BACKBONE_FILES[net]} "
+            f"(https://download.pytorch.org/models/{BACKBONE_FILES[net]}): put it at {p} or pass its path "
+            f"(--lpips-weights); training can skip LPIPS with --perceptual none"
         )
     return p
 

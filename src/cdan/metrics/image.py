@@ -51,17 +51,8 @@ def build_lpips(net: str = "vgg", weights_path: str | Path | None = None, device
     """
     import torch
 
-    from ..errors import MissingWeightsError
-    from ..perceptual import BACKBONE_FILES, load_lpips, torch_hub_checkpoints
+    from ..perceptual import load_lpips
 
-    if weights_path is None and net in BACKBONE_FILES:
-        expected = torch_hub_checkpoints() / BACKBONE_FILES[net]
-        if not expected.is_file():
-            raise MissingWeightsError(
-                f"LPIPS backbone weights not found: put {BACKBONE_FILES[net]} in {expected.parent} "
-                f"or pass --lpips-weights PATH (download it from https://download.pytorch.org/models/"
-                f"{BACKBONE_FILES[net]})"
-            )
     return load_lpips(net, weights_path).to(torch.device(device)).eval()
 
 

@@ -1,7 +1,8 @@
 """Landmark geometry shared by the `landmarks` (dlib 68) and `mediapipe` (478) AU backends.
 
 Both backends reduce their landmarks to the same named points, put them in a frontal frame (eye-corner
-midpoint at the origin, eyes level, y up) and measure distances in units of the inter-ocular distance (IOD,
+midpoint at the origin, eyes level, y up; MediaPipe's 3D points are frontalised before, dlib's 2D points are
+pose-corrected after with `pose_correct`) and measure distances in units of the inter-ocular distance (IOD,
 between the eye-corner midpoints; about 6.3 cm on an adult). Each AU's geometric evidence is the change of one
 measure from its neutral value, turned into 0-1 by `ramp(delta, dead, full)`: `dead` is the change that the
 spread of neutral faces between people already explains (so it is read as no action), `full` the change at
@@ -42,6 +43,7 @@ __all__ = [
     "features",
     "neutral_features",
     "frontal_points",
+    "pose_correct",
     "geometric_evidence",
     "ramp",
 ]
@@ -59,6 +61,7 @@ DLIB68: dict[str, int | tuple[int, ...]] = {
     "lip_upper_inner": 62, "lip_lower_inner": 66,
     "lip_upper_outer": 51, "lip_lower_outer": 57,
     "chin": 8, "subnasale": 33,
+    "nasion": 27, "nose_tip": 30,
 }  # fmt: skip
 MEDIAPIPE478: dict[str, int | tuple[int, ...]] = {
     "brow_inner_l": 107, "brow_inner_r": 336,
@@ -71,6 +74,7 @@ MEDIAPIPE478: dict[str, int | tuple[int, ...]] = {
     "lip_upper_inner": 13, "lip_lower_inner": 14,
     "lip_upper_outer": 0, "lip_lower_outer": 17,
     "chin": 152, "subnasale": 2,
+    "nasion": 168, "nose_tip": 4,
 }  # fmt: skip
 
 # MediaPipe's canonical (neutral) face, frontal projection of MEDIAPIPE478's points, in the frame of
@@ -86,7 +90,24 @@ CANONICAL_POINTS: dict[str, tuple[float, float]] = {
     "lip_upper_inner": (0.0, -1.0503), "lip_lower_inner": (0.0, -1.1372),
     "lip_upper_outer": (0.0, -0.9570), "lip_lower_outer": (0.0, -1.2678),
     "chin": (0.0, -1.9085), "subnasale": (0.0, -0.7479),
+    "nasion": (0.0, 0.1026), "nose_tip": (0.0, -0.4899),
 }  # fmt: skip
+# Depth of the same points in the canonical face (IOD units, toward the viewer; eye-corner midpoint at 0).
+CANONICAL_DEPTH: dict[str, float] = {
+    "brow_inner_l": 0.2936, "brow_inner_r": 0.2936, "brow_outer_l": -0.1007, "brow_outer_r": -0.1007,
+    "eye_outer_l": -0.0464, "eye_outer_r": -0.0464, "eye_inner_l": 0.0464, "eye_inner_r": 0.0464,
+    "lid_upper_l": 0.0527, "lid_upper_r": 0.0527, "lid_lower_l": 0.0382, "lid_lower_r": 0.0382,
+    "mouth_corner_l": 0.1298, "mouth_corner_r": 0.1298,
+    "lip_upper_inner": 0.2783, "lip_lower_inner": 0.3077, "lip_upper_outer": 0.3989, "lip_lower_outer": 0.3284,
+    "chin": 0.1268, "subnasale": 0.4114, "nasion": 0.2809, "nose_tip": 0.6539,
+}  # fmt: skip
+# Points that expressions barely move, used to estimate head pose from 2D landmarks.
+POSE_POINTS = ("eye_outer_l", "eye_outer_r", "eye_inner_l", "eye_inner_r", "nasion", "nose_tip", "subnasale")
+MAX_POSE_DEG = 40.0  # beyond this the 2D pose estimate is not trusted and no correction is made
+# Identity alone moves the 2D pose estimate: the eye-to-subnasale height varies ~8% (0.06 IOD) between adults,
+# which at the subnasale's depth (0.41 IOD) reads as ~8 degrees of pitch. The estimated rotation is shrunk by
+# that much (soft threshold), so only pose clearly beyond a face's own proportions is undone.
+POSE_NOISE_DEG = 8.0
 
 NEUTRAL_EYE_OPEN = 0.145  # anthropometric lid separation at the 1/3 and 2/3 points, IOD units (see above)
 
@@ -124,6 +145,62 @@ def frontal_points(points: np.ndarray, index: Mapping[str, int | tuple[int, ...]
     rot = np.array([[c, s], [-s, c]]) / iod
     mid = (el + er) / 2
     return {name: rot @ (p - mid) for name, p in raw.items()}
+
+
+def pose_correct(p: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Undo out-of-plane head rotation of 2D named points (output of `frontal_points`) with a generic depth.
+
+    Fits a scaled-orthographic camera (rotation R, scale, shift) mapping the canonical face's 3D POSE_POINTS
+    (CANONICAL_POINTS + CANONICAL_DEPTH) onto the measured 2D points, then lifts every named point back to 3D
+    assuming its depth in the face frame is the canonical one, and returns the frontal (x, y) in the frame of
+    `frontal_points`. Without it, pitch moves the lip centre (about 1 cm in front of the mouth corners) against
+    the corners, which reads as a smile or frown (20 degrees: ~0.05 IOD, half of AU12's full range). Returns
+    the input unchanged when the fit is degenerate or the rotation exceeds MAX_POSE_DEG.
+    """
+    names = [n for n in POSE_POINTS if n in p]
+    if len(names) < 6:
+        return dict(p)
+    model = np.array([[*CANONICAL_POINTS[n], CANONICAL_DEPTH[n]] for n in names])
+    seen = np.array([p[n] for n in names], dtype=np.float64)
+    mu_m, mu_s = model.mean(0), seen.mean(0)
+    a, *_ = np.linalg.lstsq(model - mu_m, seen - mu_s, rcond=None)  # [3,2]: seen ~ model @ a
+    u, sig, vt = np.linalg.svd(a.T, full_matrices=False)  # a.T = [2,3]
+    if sig.min() < 1e-6 or sig.max() / sig.min() > 3.0:
+        return dict(p)
+    rows = u @ vt  # [2,3] orthonormal rows: the first two rows of the head rotation
+    rot = np.vstack([rows, np.cross(rows[0], rows[1])])
+    angle = np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1.0, 1.0)))
+    if not np.isfinite(angle) or angle > MAX_POSE_DEG:
+        return dict(p)
+    if angle <= POSE_NOISE_DEG:
+        return dict(p)
+    from scipy.spatial.transform import Rotation
+
+    rotvec = Rotation.from_matrix(rot).as_rotvec()
+    rows = Rotation.from_rotvec(rotvec * (1.0 - POSE_NOISE_DEG / angle)).as_matrix()[:2]
+    scale = float(sig.mean())
+    shift = mu_s - scale * rows @ mu_m
+    out = {}
+    for name, pt in p.items():
+        if name not in CANONICAL_DEPTH:
+            out[name] = np.asarray(pt, dtype=np.float64)
+            continue
+        z = CANONICAL_DEPTH[name]
+        rhs = (np.asarray(pt, dtype=np.float64) - shift) / scale - rows[:, 2] * z
+        out[name] = np.linalg.solve(rows[:, :2], rhs)
+    return _renormalise(out)
+
+
+def _renormalise(p: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Re-centre named points on the eye-corner midpoints with unit IOD (as `frontal_points`)."""
+    el = (p["eye_outer_l"] + p["eye_inner_l"]) / 2
+    er = (p["eye_outer_r"] + p["eye_inner_r"]) / 2
+    d = er - el
+    iod = float(np.hypot(*d))
+    c, s = d / iod
+    rot = np.array([[c, s], [-s, c]]) / iod
+    mid = (el + er) / 2
+    return {name: rot @ (pt - mid) for name, pt in p.items()}
 
 
 def _pair(p: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,12 @@
 """`landmarks` AU backend: geometry of dlib's 68 points, always available offline.
 
 dlib's HOG detector and the 68-point predictor from `face-recognition-models` give the landmarks. They are
-put in a frontal frame (eyes level, inter-ocular distance 1; only in-plane rotation is removed, as the 68
-points carry no depth), and `cdan.faces.au.geometry` turns each AU's movement from the neutral face into
-0-1 evidence, x5 for OpenFace's scale. The neutral face is the predictor's own mean shape (read from the
+put in a frontal frame (eyes level, inter-ocular distance 1), then out-of-plane head rotation is undone with
+`geometry.pose_correct`: a scaled-orthographic fit of MediaPipe's canonical 3D face to the eye corners and
+nose, each point lifted back to 3D at its canonical depth. Without it a head pitched 20 degrees reads as a
+smile or frown (the lip centre sits ~1 cm in front of the corners). The fitted rotation is shrunk by 8
+degrees, the pitch that differences in nose-to-eye proportions alone produce. `cdan.faces.au.geometry` then
+turns each AU's movement from the neutral face into 0-1 evidence, x5 for OpenFace's scale. The neutral face is the predictor's own mean shape (read from the
 .dat file), so systematic differences between dlib's and MediaPipe's point placement do not count.
 
 | AU   | geometry (change from the neutral face, in inter-ocular units)       |
@@ -27,7 +30,7 @@ points carry no depth), and `cdan.faces.au.geometry` turns each AU's movement fr
 | AU17 | reported as 0: a chin raise shortens nose-chin by only ~5 mm, less   |
 |      | than that distance varies between people and with head pitch         |
 
-Weaker than the mediapipe backend (no head-pose correction, no appearance cues), but needs no extra model.
+Weaker than the mediapipe backend (pose only from 2D points, no appearance cues), but needs no extra model.
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ def dlib_neutral(path: str) -> dict[str, float]:
     shape = dlib_mean_shape(path)
     if shape is None:
         return dict(geometry.NEUTRAL)
-    return geometry.neutral_features(geometry.frontal_points(shape, geometry.DLIB68, y_up=False))
+    named = geometry.pose_correct(geometry.frontal_points(shape, geometry.DLIB68, y_up=False))
+    return geometry.neutral_features(named)
 
 
 class LandmarksAUBackend:
@@ -112,7 +116,7 @@ class LandmarksAUBackend:
         """{'geometry': {AU: 0-1}} for one dlib face."""
         if face.kind != "dlib":
             raise ValueError("the landmarks AU backend needs a dlib 68-point face")
-        named = geometry.frontal_points(face.landmarks, geometry.DLIB68, y_up=False)
+        named = geometry.pose_correct(geometry.frontal_points(face.landmarks, geometry.DLIB68, y_up=False))
         return {"geometry": geometry.geometric_evidence(geometry.features(named), self.neutral)}
 
     def estimate_face(

@@ -29,7 +29,7 @@ from .utils import resolve_device, write_json_atomic
 log = logging.getLogger(__name__)
 
 # Seconds kept for everything after training (rec x2, eval x2, patterns, report) on 2 CPU cores.
-AFTER_TRAIN_SECONDS = 150.0
+AFTER_TRAIN_SECONDS = 100.0
 METRICS_BETTER = {"psnr": "higher", "ssim": "higher", "lpips": "lower", "acd": "lower", "ed": "lower",
                   "pr": "higher", "is": "higher", "fid": "lower", "kid": "lower"}  # fmt: skip
 
@@ -130,7 +130,7 @@ def run_demo(
     t = _stage("training")
     runs = out / "runs"
     run_dirs = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
-    budget = max(30.0, minutes * 60 - AFTER_TRAIN_SECONDS - (time.perf_counter() - t_all))
+    budget = max(15.0, minutes * 60 - AFTER_TRAIN_SECONDS - (time.perf_counter() - t_all))
     train_done = run_dirs and (run_dirs[-1] / "train_done.json").is_file()
     if not train_done:
         cfg = get_config(preset, {"model": {"aus": list(index.aus)}, "train": {"steps": 10**6, "seed": seed}})

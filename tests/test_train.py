@@ -236,3 +236,11 @@ def test_au_discriminator_beats_the_mean_predictor_on_held_out_faces(tmp_path):
     with torch.no_grad():
         err = ((tr.model.AU_dis(x) - au) ** 2).mean().item()
     assert err < 0.9 * baseline, (err, baseline)
+
+
+def test_tensorboard_events_when_installed(stripes, tmp_path):
+    pytest.importorskip("tensorboard")
+    cfg = get_config("tiny", {"train": {"steps": 4, "log_every": 2}})
+    tr = Trainer.create(cfg, TrainOptions(data=str(stripes), progress=False), tmp_path)
+    tr.fit()
+    assert list((tr.run_dir / "tensorboard").glob("events.out.tfevents.*"))

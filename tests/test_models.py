@@ -233,3 +233,17 @@ def test_config_unknown_keys_and_types():
     assert cfg.train.lr == 1e-4 and cfg.model.aus == ("AU01", "AU12")
     with pytest.raises(CdanError, match="divisible"):
         get_config("tiny", {"model": {"resolution": 64}})
+
+
+def test_inference_layout_matches_default_layout():
+    from cdan.models.layout import inference_layout
+
+    torch.manual_seed(0)
+    model = build_model("small").eval()
+    x = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        want = model(x)
+        got = inference_layout(model)(x)
+    assert model.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(want, got):  # ~60 conv layers in float32: a different summation order, not different maths
+        assert torch.allclose(a, b, atol=1e-4)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CdanError
+from .models.layout import inference_layout
 from .utils import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def reconstruct(
     out.mkdir(parents=True, exist_ok=True)
 
     dev = resolve_device(device) if isinstance(device, str) else device
-    model = model.to(dev).eval()
+    model = inference_layout(model.to(dev)).eval()
     res = int(model.config.resolution)
 
     rows: dict[str, dict] = {}

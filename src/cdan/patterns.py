@@ -26,6 +26,7 @@ import numpy as np
 
 from .aus import AU_ACTIVE_THRESHOLD
 from .errors import CdanError
+from .models.layout import inference_layout
 from .utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def compute_patterns(
     aus = tuple(dataset_index.aus)
     k = len(aus)
     dev = resolve_device(device) if isinstance(device, str) else device
-    model = model.to(dev).eval()
+    model = inference_layout(model.to(dev)).eval()
     res = int(model.config.resolution)
 
     sum_face = np.zeros((res, res, 3))

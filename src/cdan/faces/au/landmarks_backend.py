@@ -45,6 +45,7 @@ import numpy as np
 from ...aus import ALL_AUS
 from ..detect import Face, FaceDetector, dlib_predictor_path
 from . import geometry
+from .base import DetectingBackend
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def dlib_neutral(path: str) -> dict[str, float]:
     return geometry.neutral_features(named)
 
 
-class LandmarksAUBackend:
+class LandmarksAUBackend(DetectingBackend):
     """AUs from dlib 68-point geometry. `estimate_face` is pure; `estimate` keeps its own detector."""
 
     name = "landmarks"
@@ -137,17 +138,3 @@ class LandmarksAUBackend:
                 raise ValueError(f"unknown AU {au}")
             out[k] = 0.0 if au in UNOBSERVED else 5.0 * geo.get(au, 0.0)
         return np.clip(out, 0.0, 5.0)
-
-    def estimate(self, image_u8: np.ndarray, aus: Sequence[str]) -> np.ndarray | None:
-        """AUs of the largest face in image_u8 (uint8 [H,W,3] RGB), or None when no face is found."""
-        if self._detector is None:
-            self._detector = self.make_detector(num_faces=2)
-        faces = self._detector.detect(image_u8)
-        if not faces:
-            return None
-        return self.estimate_face(faces[0], image_u8, aus)
-
-    def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None

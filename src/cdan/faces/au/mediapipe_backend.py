@@ -67,6 +67,7 @@ import numpy as np
 from ...aus import ALL_AUS
 from ..detect import Face, FaceDetector, resolve_face_landmarker
 from . import geometry
+from .base import DetectingBackend
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def frontalise(landmarks_3d: np.ndarray, canonical: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class MediaPipeAUBackend:
+class MediaPipeAUBackend(DetectingBackend):
     """AUs from MediaPipe blendshapes + landmarks. `estimate` keeps its own detector (not thread safe);
     `estimate_face` is pure and safe to call from any thread with faces from `make_detector()`."""
 
@@ -287,17 +288,3 @@ class MediaPipeAUBackend:
                 raise ValueError(f"unknown AU {au}")
             out[k] = fused(au)
         return np.clip(out, 0.0, 5.0)
-
-    def estimate(self, image_u8: np.ndarray, aus: Sequence[str]) -> np.ndarray | None:
-        """AUs of the largest face in image_u8 (uint8 [H,W,3] RGB), or None when no face is found."""
-        if self._detector is None:
-            self._detector = self.make_detector(num_faces=2)
-        faces = self._detector.detect(image_u8)
-        if not faces:
-            return None
-        return self.estimate_face(faces[0], image_u8, aus)
-
-    def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None

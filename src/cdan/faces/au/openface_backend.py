@@ -31,6 +31,7 @@ import numpy as np
 from ...errors import CdanError
 from ..detect import Face, FaceDetector, find_face_landmarker
 from . import AUUnavailable
+from .base import DetectingBackend
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _csv_key(source: str) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k))
 
 
-class OpenFaceAUBackend:
+class OpenFaceAUBackend(DetectingBackend):
     """OpenFace AUs for faces found by our detector. Thread safe (the CSV cache is locked)."""
 
     name = "openface"
@@ -240,8 +241,3 @@ class OpenFaceAUBackend:
         except AUUnavailable:
             return None
         return np.clip(np.nan_to_num(table.aus(aus)[row]).astype(np.float32), 0.0, 5.0)
-
-    def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None

@@ -387,7 +387,7 @@ class Trainer:
             self.save_checkpoint()  # step 0: the "first checkpoint" the demo compares against
             self.save_samples()
         batches = self._batches()
-        limit, t_start = self.opts.time_limit, time.perf_counter()
+        limit, t_start, start_step = self.opts.time_limit, time.perf_counter(), self.step
         try:
             while self.step < end:
                 x, au = next(batches)
@@ -425,6 +425,10 @@ class Trainer:
                         bar.set_postfix(short | {"img/s": f"{row['img_per_s']:.1f}"}, refresh=False)
                     acc, t_log, n_img = {}, time.perf_counter(), 0
                 if bar is not None:
+                    if limit is not None:  # a time budget: the bar's total is what fits in the time left
+                        elapsed = time.perf_counter() - t_start
+                        done = self.step - start_step
+                        bar.total = min(end, self.step + int(done / elapsed * max(0.0, limit - elapsed)) + 1)
                     bar.update(1)
                 if self.step % t.sample_every == 0 and self.dist.is_main:
                     self.save_samples()

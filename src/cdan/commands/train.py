@@ -20,61 +20,102 @@ DESCRIPTION = (
 )
 
 
+def _preset_values(section: str, key: str) -> str:
+    """'paper X, small Y, tiny Z' for a config field, so --help shows what each preset uses."""
+    from ..config import get_config
+
+    vals = []
+    for preset in ("paper", "small", "tiny"):
+        v = getattr(getattr(get_config(preset), section), key)
+        vals.append(f"{preset} {v:g}" if isinstance(v, float) else f"{preset} {v}")
+    return "default from the preset: " + ", ".join(vals)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # preset-dependent flags: their help names each preset's value instead
     p.add_argument(
-        "--data", "--images_dir", dest="data", help="dataset folder (cdan layout, or crops + legacy pickle)"
+        "--data",
+        "--images_dir",
+        dest="data",
+        default=S,
+        help="dataset folder (cdan layout, or crops + legacy pickle); required unless --resume",
     )
     p.add_argument(
         "--pkl", "--pkl_dir", dest="pkl", default=None, help="legacy AU pickle for a folder of crops"
     )
     p.add_argument(
-        "--out", "--save_check", dest="out", default="runs", help="parent folder of numbered run directories"
+        "--out",
+        "--save_check",
+        dest="out",
+        default="runs",
+        help="parent folder of numbered run directories (with --mode rec: the checkpoint)",
     )
     p.add_argument("--resume", default=None, metavar="RUN", help="continue this run directory exactly")
     p.add_argument(
         "--preset", default="paper", choices=["paper", "small", "tiny"], help="network and defaults"
     )
-    p.add_argument("--steps", type=int, default=None, help="total iterations (overrides epochs)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (official: 100)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=S,
+        help="total iterations, overrides epochs; " + _preset_values("train", "steps") + " (0: use epochs)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=S,
+        help="passes over the training split; " + _preset_values("train", "epochs"),
+    )
     p.add_argument(
         "--batch-size",
         "--batch_size",
         dest="batch_size",
         type=int,
-        default=None,
-        help="images per step per process",
+        default=S,
+        help="images per step per process; " + _preset_values("train", "batch_size"),
     )
     p.add_argument(
-        "--lr", "--learning_rate", dest="lr", type=float, default=None, help="Adam learning rate for G and D"
+        "--lr",
+        "--learning_rate",
+        dest="lr",
+        type=float,
+        default=S,
+        help="Adam learning rate for G and D; " + _preset_values("train", "lr"),
     )
     p.add_argument(
         "--num-iters",
         "--num_iters",
         dest="num_iters",
         type=int,
-        default=None,
-        help="a G step every N iterations",
+        default=S,
+        help="a G step every N iterations; " + _preset_values("train", "num_iters"),
     )
     p.add_argument(
         "--image-size",
         "--image_size",
         dest="image_size",
         type=int,
-        default=None,
-        help="network resolution (paper: 112)",
+        default=S,
+        help="network resolution; " + _preset_values("model", "resolution"),
     )
     p.add_argument(
-        "--au", type=int, default=None, help="number of AUs (official flag: 6 or 17); must match the data"
+        "--au",
+        type=int,
+        default=S,
+        help="number of AUs (official flag: 6 or 17); default: the dataset's, which it must match",
     )
     p.add_argument(
-        "--perceptual", choices=["lpips", "none"], default=None, help="reconstruction perceptual term"
+        "--perceptual",
+        choices=["lpips", "none"],
+        default=S,
+        help="reconstruction perceptual term; default from the preset: paper lpips, small none, tiny none",
     )
     p.add_argument(
         "--lpips-weights",
         default=None,
-        help="torchvision vgg16-397923af.pth for LPIPS (else torch hub cache)",
+        help="torchvision vgg16-397923af.pth for LPIPS (else the torch hub cache)",
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=int, default=S, help="random seed; " + _preset_values("train", "seed"))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--set",
@@ -111,7 +152,24 @@ def _overrides(args: argparse.Namespace) -> dict:
     return _merge(o, parse_dotted(args.set))
 
 
+PRESET_FLAGS = (
+    "data",
+    "steps",
+    "epochs",
+    "batch_size",
+    "lr",
+    "num_iters",
+    "image_size",
+    "au",
+    "perceptual",
+    "seed",
+)
+
+
 def run(args: argparse.Namespace) -> int:
+    for name in PRESET_FLAGS:  # flags with default=SUPPRESS: absent means "not given"
+        if not hasattr(args, name):
+            setattr(args, name, None)
     from ..config import get_config
     from ..errors import CdanError
     from ..train.trainer import TrainOptions, run_training

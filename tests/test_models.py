@@ -245,5 +245,6 @@ def test_inference_layout_matches_default_layout():
         want = model(x)
         got = inference_layout(model)(x)
     assert model.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    for a, b in zip(want, got):  # ~60 conv layers in float32: a different summation order, not different maths
+    # ~60 conv layers in float32: a different summation order, not different maths
+    for a, b in zip(want, got):
         assert torch.allclose(a, b, atol=1e-4)

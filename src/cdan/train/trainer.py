@@ -160,10 +160,11 @@ class Trainer:
         self.sampler = EpochSampler(len(self.train_set), cfg.train.seed, self.dist.rank, self.dist.world_size)
 
         self.model = build_model(cfg).to(self.device)
-        unused = {id(p) for p in self.model.official_unused_parameters()}
-        for p in self.model.official_unused_parameters():
+        unused = self.model.official_unused_parameters()
+        for p in unused:
             p.requires_grad_(False)  # never used by the official forward: no gradient, and DDP must not wait
-        self.g_params = [p for p in self.model.generator_parameters() if id(p) not in unused]
+        unused_ids = {id(p) for p in unused}
+        self.g_params = [p for p in self.model.generator_parameters() if id(p) not in unused_ids]
         self.d_params = list(self.model.feature_dis.parameters()) + list(self.model.AU_dis.parameters())
         t = cfg.train
         self.opt_g = torch.optim.Adam(self.g_params, lr=t.lr, betas=(t.beta1, t.beta2))

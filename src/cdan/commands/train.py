@@ -20,24 +20,35 @@ DESCRIPTION = (
 )
 
 
-def _preset_values(section: str, key: str) -> str:
+def _preset_values(configs: dict, section: str, key: str) -> str:
     """'paper X, small Y, tiny Z' for a config field, so --help shows what each preset uses."""
-    from ..config import get_config
-
     vals = []
-    for preset in ("paper", "small", "tiny"):
-        v = getattr(getattr(get_config(preset), section), key)
+    for preset, cfg in configs.items():
+        v = getattr(getattr(cfg, section), key)
         vals.append(f"{preset} {v:g}" if isinstance(v, float) else f"{preset} {v}")
     return "default from the preset: " + ", ".join(vals)
 
 
+# Flags that set a config field: (flags, dest, type, config section, config key, help). Their default comes
+# from the preset, so argparse keeps them absent (SUPPRESS) and --help names each preset's value instead.
+CONFIG_FLAGS = [
+    (("--steps",), "steps", int, "train", "steps", "total iterations, overrides epochs (0: use epochs)"),
+    (("--epochs",), "epochs", int, "train", "epochs", "passes over the training split"),
+    (("--batch-size", "--batch_size"), "batch_size", int, "train", "batch_size", "images per step per process"),
+    (("--lr", "--learning_rate"), "lr", float, "train", "lr", "Adam learning rate for G and D"),
+    (("--num-iters", "--num_iters"), "num_iters", int, "train", "num_iters", "a G step every N iterations"),
+    (("--image-size", "--image_size"), "image_size", int, "model", "resolution", "network resolution"),
+    (("--perceptual",), "perceptual", str, "loss", "perceptual", "reconstruction perceptual term: lpips or none"),
+    (("--seed",), "seed", int, "train", "seed", "random seed"),
+]  # fmt: skip
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    S = argparse.SUPPRESS  # preset-dependent flags: their help names each preset's value instead
     p.add_argument(
         "--data",
         "--images_dir",
         dest="data",
-        default=S,
+        default=None,
         help="dataset folder (cdan layout, or crops + legacy pickle); required unless --resume",
     )
     p.add_argument(
@@ -54,68 +65,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset", default="paper", choices=["paper", "small", "tiny"], help="network and defaults"
     )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=S,
-        help="total iterations, overrides epochs; " + _preset_values("train", "steps") + " (0: use epochs)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=S,
-        help="passes over the training split; " + _preset_values("train", "epochs"),
-    )
-    p.add_argument(
-        "--batch-size",
-        "--batch_size",
-        dest="batch_size",
-        type=int,
-        default=S,
-        help="images per step per process; " + _preset_values("train", "batch_size"),
-    )
-    p.add_argument(
-        "--lr",
-        "--learning_rate",
-        dest="lr",
-        type=float,
-        default=S,
-        help="Adam learning rate for G and D; " + _preset_values("train", "lr"),
-    )
-    p.add_argument(
-        "--num-iters",
-        "--num_iters",
-        dest="num_iters",
-        type=int,
-        default=S,
-        help="a G step every N iterations; " + _preset_values("train", "num_iters"),
-    )
-    p.add_argument(
-        "--image-size",
-        "--image_size",
-        dest="image_size",
-        type=int,
-        default=S,
-        help="network resolution; " + _preset_values("model", "resolution"),
-    )
+    from ..config import get_config
+
+    configs = {preset: get_config(preset) for preset in ("paper", "small", "tiny")}
+    for flags, dest, typ, section, key, text in CONFIG_FLAGS:
+        choices = ["lpips", "none"] if dest == "perceptual" else None
+        p.add_argument(
+            *flags,
+            dest=dest,
+            type=typ,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            help=f"{text}; {_preset_values(configs, section, key)}",
+        )
     p.add_argument(
         "--au",
         type=int,
-        default=S,
-        help="number of AUs (official flag: 6 or 17); default: the dataset's, which it must match",
-    )
-    p.add_argument(
-        "--perceptual",
-        choices=["lpips", "none"],
-        default=S,
-        help="reconstruction perceptual term; default from the preset: paper lpips, small none, tiny none",
+        default=None,
+        help="number of AUs (official flag: 6 or 17); must match the dataset's",
     )
     p.add_argument(
         "--lpips-weights",
         default=None,
         help="torchvision vgg16-397923af.pth for LPIPS (else the torch hub cache)",
     )
-    p.add_argument("--seed", type=int, default=S, help="random seed; " + _preset_values("train", "seed"))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--set",
@@ -136,40 +109,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
+    """Nested config overrides from the flags that were given, then --set."""
     from ..config import _merge, parse_dotted
 
     o: dict = {"model": {}, "loss": {}, "train": {}}
-    for key, section, name in [
-        ("steps", "train", "steps"), ("epochs", "train", "epochs"), ("batch_size", "train", "batch_size"),
-        ("lr", "train", "lr"), ("num_iters", "train", "num_iters"), ("seed", "train", "seed"),
-        ("image_size", "model", "resolution"), ("perceptual", "loss", "perceptual"),
-    ]:  # fmt: skip
-        value = getattr(args, key)
-        if value is not None:
-            o[section][name] = value
+    for _flags, dest, _typ, section, key, _text in CONFIG_FLAGS:
+        if getattr(args, dest) is not None:
+            o[section][key] = getattr(args, dest)
     if args.epochs is not None and args.steps is None:
         o["train"]["steps"] = 0  # epochs given: let them count
     return _merge(o, parse_dotted(args.set))
 
 
-PRESET_FLAGS = (
-    "data",
-    "steps",
-    "epochs",
-    "batch_size",
-    "lr",
-    "num_iters",
-    "image_size",
-    "au",
-    "perceptual",
-    "seed",
-)
-
-
 def run(args: argparse.Namespace) -> int:
-    for name in PRESET_FLAGS:  # flags with default=SUPPRESS: absent means "not given"
-        if not hasattr(args, name):
-            setattr(args, name, None)
+    for _flags, dest, *_ in CONFIG_FLAGS:  # default=SUPPRESS: absent means "not given"
+        if not hasattr(args, dest):
+            setattr(args, dest, None)
     from ..config import get_config
     from ..errors import CdanError
     from ..train.trainer import TrainOptions, run_training
